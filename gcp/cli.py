@@ -168,7 +168,12 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     studio = _studio(args)
     bar = _progress(args, "annotate")
     try:
-        summary = studio.annotate(args.round, on_progress=bar)
+        if args.evaluation_split:
+            summary = studio.annotate_evaluation_split(paid=True, on_progress=bar)
+            summary.setdefault("failed", 0)
+            summary.setdefault("cost", 0.0)
+        else:
+            summary = studio.annotate(args.round, on_progress=bar)
     finally:
         bar.close()
     _emit(args, summary, f"{summary['answered']} answered, {summary['failed']} failed, "
@@ -341,6 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("annotate", cmd_annotate, "send the approved texts to the teacher")
     p.add_argument("--round", type=int, help="round number (default: the open round)")
+    p.add_argument("--evaluation-split", action="store_true",
+                   help="annotate the evaluation texts instead, to measure teacher agreement "
+                        "(an LLM teacher charges for them)")
 
     p = command("train", cmd_train, "train the student, or retrain the top-k modules")
     p.add_argument("--targeted", action="store_true", help="retrain only the top-k modules")

@@ -7,19 +7,27 @@ the CLI prints as JSON. Computing the numbers is `gcp.diagnostics`' job.
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from gcp.diagnostics import confusion_matrix, error_attribution, node_accuracy, uncertainty_matrix
+from gcp.diagnostics import (
+    confusion_matrix,
+    error_attribution,
+    node_accuracy,
+    uncertainty_matrix,
+)
 from gcp.exceptions import GCPError, ProjectError
 from gcp.graph import ConceptGraph, diff
 
 EXPORT_FORMATS = ("csv", "jsonl", "parquet")
+PROPOSAL_EXAMPLES = 20  # labelled texts shown to the teacher when it proposes a graph
 
 
 class InsightMixin:
@@ -76,6 +84,81 @@ class InsightMixin:
             "n_errors": attribution.n_errors,
         }
 
+    def node_metrics(self, report: dict[str, Any] | None = None) -> dict[str, dict[str, float]]:
+        """Per-node numbers the graph view colours by, from `diagnose`.
+
+        ``accuracy`` is agreement with the teacher's values, ``uncertainty`` the mean
+        normalized entropy and ``error_share`` the share of wrong outputs that correcting
+        the node fixes.
+        """
+        report = report if report is not None else self.diagnose()
+        accuracy = report["node_accuracy"].set_index("node")["accuracy"]
+        uncertainty = report["uncertainty"].mean(axis=0)
+        attribution = report["attribution"].set_index("node")["share_fixed"]
+        metrics: dict[str, dict[str, float]] = {"accuracy": {}, "uncertainty": {},
+                                                "error_share": {}}
+        for name in self.graph.names:
+            for key, series in (("accuracy", accuracy), ("uncertainty", uncertainty),
+                                ("error_share", attribution)):
+                value = series.get(name)
+                if value is not None and not math.isnan(float(value)):
+                    metrics[key][name] = float(value)
+        return metrics
+
+    def predictions(self, ids: list[str]) -> pd.DataFrame | None:
+        """Predicted value of every node for texts `ids`, or None without a current student."""
+        student = self.student
+        if student is None or not ids or student.graph.content_hash != self.graph.content_hash:
+            return None
+        ids, X = self.embeddings(ids)
+        predicted = student.predict(X)
+        columns = {
+            name: np.asarray(student.graph.node(name).values, dtype=object)[indices]
+            for name, indices in predicted.items()
+        }
+        return pd.DataFrame(columns, index=pd.Index(ids, name="text_id"))
+
+    def round_text_uncertainty(self, number: int) -> tuple[pd.DataFrame, pd.Series]:
+        """Uncertainty (texts x nodes) of the texts annotated in round `number`, and per
+        text whether the student's output differs from the teacher's label."""
+        student = self.student
+        graph = self.graph
+        labels = self.project.annotations(round=number, node=graph.output)
+        ids = list(dict.fromkeys(labels["text_id"]))
+        if student is None or not ids:
+            return pd.DataFrame(columns=graph.names), pd.Series(dtype=bool)
+        ids, X = self.embeddings(ids)
+        frame = uncertainty_matrix(student, X, ids=ids)
+        predicted = np.asarray(graph.labels, dtype=object)[student.predict(X)[graph.output]]
+        teacher = labels.drop_duplicates("text_id", keep="last").set_index("text_id")["value"]
+        wrong = pd.Series(predicted != teacher.reindex(ids).to_numpy(), index=frame.index)
+        return frame, wrong
+
+    def propose_graph(self, *, n_examples: int = PROPOSAL_EXAMPLES) -> ConceptGraph:
+        """Ask the teacher to propose a concept graph for the current task and labels.
+
+        Raises
+        ------
+        TeacherError
+            If the teacher is offline (it cannot propose) or its proposal is rejected; the
+            message gives the reasons.
+        """
+        graph = self.graph
+        texts = self.project.texts("pool")
+        with_gold = texts[texts["gold_label"].notna()]
+        sample = (with_gold if len(with_gold) else texts).head(n_examples)
+        examples = [
+            (str(row.text), str(row.gold_label)) if isinstance(row.gold_label, str)
+            else str(row.text)
+            for row in sample.itertuples()
+        ]
+        teacher = self.teacher
+        if "output" in inspect.signature(teacher.propose_graph).parameters:
+            # Keep the output node's name, so stored labels and students still match it.
+            return teacher.propose_graph(graph.task, list(graph.labels), examples,
+                                         output=graph.output)
+        return teacher.propose_graph(graph.task, list(graph.labels), examples)
+
     def round_uncertainty(self) -> pd.DataFrame:
         """Mean normalized uncertainty per node of the texts acquired in each round."""
         student = self._require_student()
@@ -111,9 +194,8 @@ class InsightMixin:
                          interventions: Mapping[str, str] | None = None) -> pd.DataFrame:
         """Every node's predicted value for one text, under optional ``do()`` interventions.
 
-        Returns a frame with ``node``, ``value``, ``probability``, ``intervened`` and one
-        column per value of the widest node is not useful for people, so the distribution
-        is in ``distribution`` as a dict.
+        Returns a frame in topological order with ``node``, ``value`` (the most likely
+        one), ``probability``, ``intervened`` and ``distribution`` (value -> probability).
         """
         student = self._require_student()
         if not isinstance(text, str) or not text.strip():
@@ -148,11 +230,24 @@ class InsightMixin:
 
     def save_graph(self, new_graph: ConceptGraph, message: str = "", *,
                    user: str = "user") -> int:
-        """Store `new_graph` as the current version and return its version number."""
-        return self.project.save_graph(new_graph, message, user=user)
+        """Store `new_graph` as the current version and return its version number.
+
+        Annotations of a renamed node move to its new name, because a rename keeps the
+        question and values the teacher answered.
+        """
+        renames = diff(self.graph, new_graph).renamed_nodes
+        version = self.project.save_graph(new_graph, message, user=user)
+        for old, new in renames:
+            self.project.rename_annotation_node(old, new)
+        return version
 
     def revert_graph(self, version: int, *, user: str = "user") -> int:
-        return self.project.revert_graph(version, user=user)
+        """Make graph `version` current again; returns the audit edit id."""
+        renames = diff(self.graph, self.project.graph(version)).renamed_nodes
+        edit = self.project.revert_graph(version, user=user)
+        for old, new in renames:
+            self.project.rename_annotation_node(old, new)
+        return edit
 
     def correct(self, text_id: str, node: str, value: str, *, user: str = "user") -> int:
         """Record a human value for one node of one text; returns the audit edit id."""

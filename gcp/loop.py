@@ -4,7 +4,7 @@ A round goes propose -> approve -> annotate -> train -> evaluate, and every step
 result to the project store before the next one starts, so a killed process resumes where
 it stopped (`Studio.run` picks up an open round by its status). The CLI and the app call
 this module; it composes the store, the encoder, the teachers, acquisition and training
-but does not implement any of them. Views for people (diagnostics, curves, interventions)
+but implements none of them. Views for people (diagnostics, curves, interventions)
 live in `gcp.insight`; the exported bundle and `predict` live in `gcp.bundle`.
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,7 +54,7 @@ def shared_encoder(model: str) -> TextEncoder:
 
 @dataclass
 class RoundSummary:
-    """What one finished round did, as `Studio.run` reports it."""
+    """Summary of one finished round, as `Studio.run` reports it."""
 
     number: int  # round number in the store, from 1
     strategy: str  # acquisition strategy that chose the texts
@@ -175,7 +176,10 @@ class Studio(InsightMixin):
         if api_key is not None:
             self._api_key = api_key
         if config.get("kind") == "recorded" and "path" in config:
-            config["path"] = self._copy_recorded_file(Path(config["path"]))
+            source = Path(config["path"])
+            if not source.is_absolute() and (self.folder / source).is_file():
+                source = self.folder / source
+            config["path"] = self._copy_recorded_file(source)
         teacher = self._build_teacher(config)
         if config.get("kind") == "recorded":
             teacher.check_columns(self.graph.names)
@@ -429,13 +433,15 @@ class Studio(InsightMixin):
                 break
         return summary
 
-    def annotate_evaluation_split(self, *, on_progress: ProgressCallback | None = None) -> dict:
-        """Ask a free teacher (recorded or rules) about the evaluation texts, for agreement.
+    def annotate_evaluation_split(self, *, paid: bool = False,
+                                  on_progress: ProgressCallback | None = None) -> dict:
+        """Annotate the evaluation texts so that teacher agreement can be measured.
 
-        A paid teacher is never asked here: its agreement needs an explicit request,
-        ``annotate_evaluation_split(paid=True)`` in a later version.
+        Offline teachers (recorded file, rules) cost nothing and are always asked. An LLM
+        teacher is asked only with ``paid=True``, because it spends budget on texts that
+        never train the student.
         """
-        if self.teacher.source == "teacher":
+        if self.teacher.source == "teacher" and not paid:
             return {"answered": 0, "skipped": 0, "reason": "paid teacher"}
         test_ids = list(self.project.texts("test")["id"])
         done = set(self.project.labelled_ids())
@@ -471,6 +477,7 @@ class Studio(InsightMixin):
         """
         seed = self.project.get_setting("seed", 0) if seed is None else seed
         config = config or TrainConfig(seed=seed)
+        started = time.perf_counter()
         ids, X, Y = self.training_data()
         graph = self.graph
         previous = self.student
@@ -483,7 +490,8 @@ class Studio(InsightMixin):
             fit = fit_student(student, X, Y, config=config, on_progress=on_progress)
             kind, trained = "full", fit.trained_nodes
             scores = counterfactual_impact(student, X, Y)
-        return self._record_run(student, kind=kind, trained=trained, scores=scores, n_train=len(ids))
+        return self._record_run(student, kind=kind, trained=trained, scores=scores,
+                                n_train=len(ids), seconds=time.perf_counter() - started)
 
     def _retrain(self, previous: GCPStudent, X: np.ndarray, Y: np.ndarray, *, top_k: int,
                  config: TrainConfig, on_progress: ProgressCallback | None) -> tuple:
@@ -500,13 +508,16 @@ class Studio(InsightMixin):
         return student, "targeted", result.chosen, result.scores
 
     def _record_run(self, student: GCPStudent, *, kind: str, trained: Sequence[str],
-                    scores: Mapping[str, float], n_train: int) -> dict[str, Any]:
+                    scores: Mapping[str, float], n_train: int,
+                    seconds: float) -> dict[str, Any]:
+        """Save the checkpoint, evaluate it and close the round it was trained for."""
         runs = self.project.training_runs()
         run_number = 1 if runs.empty else int(runs["id"].max()) + 1
         path = self.project.checkpoints_dir / f"run-{run_number:04d}"
         student.save(path)
         with self._lock:
             self._student, self._student_run = None, None
+        self._annotate_evaluation_quietly()
         metrics = self.evaluate_student(student)
         metrics["n_train"] = n_train
         open_round = self.project.open_round()
@@ -515,14 +526,31 @@ class Studio(InsightMixin):
             round_number = int(open_round["number"])
         run_id = self.project.record_training_run(
             trained_nodes=list(trained), kind=kind, checkpoint_path=path, metrics=metrics,
-            scores={k: float(v) for k, v in scores.items()}, graph_version=self.project.graph_version,
-            round=round_number,
+            scores={k: float(v) for k, v in scores.items()}, seconds=seconds,
+            graph_version=self.project.graph_version, round=round_number,
         )
         if round_number is not None:
             self.project.update_round(round_number, status="trained", metrics=metrics)
+            self._close_round(round_number)
         logger.info("training run %d (%s): accuracy %s", run_id, kind, metrics.get("accuracy"))
         return {"run": run_id, "kind": kind, "trained_nodes": list(trained),
-                "scores": dict(scores), "metrics": metrics}
+                "scores": dict(scores), "metrics": metrics, "seconds": seconds,
+                "closed_round": round_number}
+
+    def _close_round(self, number: int) -> dict[str, Any]:
+        """Evaluate and mark a trained round done, so it joins the learning curve."""
+        metrics = self.evaluate()
+        self.project.update_round(number, status="done", metrics=metrics,
+                                  labels_used=metrics["labels"], money_spent=metrics["cost"])
+        return metrics
+
+    def _annotate_evaluation_quietly(self) -> None:
+        if not self.teacher_config():
+            return
+        try:
+            self.annotate_evaluation_split()
+        except GCPError as err:
+            logger.warning("could not annotate the evaluation split: %s", err)
 
     # ------------------------------------------------------------------ evaluation
 
@@ -552,11 +580,7 @@ class Studio(InsightMixin):
 
     def evaluate(self) -> dict[str, Any]:
         """Metrics of the current student plus labels used, money spent and rounds."""
-        if self.teacher_config():
-            try:
-                self.annotate_evaluation_split()
-            except GCPError as err:
-                logger.warning("could not annotate the evaluation split: %s", err)
+        self._annotate_evaluation_quietly()
         metrics = self.evaluate_student(self.student)
         rounds = self.project.rounds()
         metrics.update({
@@ -631,9 +655,9 @@ class Studio(InsightMixin):
         trained: list[str] = []
         if self.project.round(number)["status"] == "annotated":
             trained = self.train(targeted=targeted, top_k=top_k)["trained_nodes"]
-        metrics = self.evaluate()
-        self.project.update_round(number, status="done", metrics=metrics,
-                                  labels_used=metrics["labels"], money_spent=metrics["cost"])
+        if self.project.round(number)["status"] == "trained":
+            self._close_round(number)
+        metrics = self.project.round(number)["metrics"] or self.evaluate()
         return RoundSummary(number, info["strategy"], metrics["labels"], metrics["cost"],
                             metrics["accuracy"], metrics["teacher_agreement"], trained, stopped)
 

@@ -50,7 +50,8 @@ def test_round_steps_by_hand(demo_copy):
         assert sorted(studio.labelled_pool_ids()) == sorted(ids[2:])
         result = studio.train()
         assert result["kind"] == "full"
-        assert studio.project.round(number)["status"] == "trained"
+        assert result["closed_round"] == number
+        assert studio.project.round(number)["status"] == "done"
         assert result["metrics"]["accuracy"] is not None
 
 

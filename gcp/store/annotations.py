@@ -362,6 +362,20 @@ class AnnotationsMixin:
                 .values(superseded=False, superseded_by=None)
             )
 
+    def rename_annotation_node(self, old: str, new: str) -> int:
+        """Move every annotation of node `old` to node `new` and return how many moved.
+
+        Call it after saving a graph version that renames `old` to `new`: a rename keeps
+        the question and values, so the stored values stay valid.
+        """
+        table = schema.annotations
+        with schema.write_transaction(self._engine) as connection:
+            result = connection.execute(
+                sa.update(table).where(table.c.node == old).values(node=new)
+            )
+        logger.info("moved %d annotations from node %r to %r", result.rowcount, old, new)
+        return int(result.rowcount)
+
     def spending(self) -> dict[str, float]:
         """Return what the teachers cost so far.
 
