@@ -40,3 +40,11 @@ class EmptyPoolError(GCPError):
 
 class ProjectError(GCPError):
     """A project folder or its store is missing, locked or in an unexpected state."""
+
+
+class StudentError(GCPError, ValueError):
+    """A student got input it cannot use: wrong embedding shape, bad labels or an invalid intervention."""
+
+
+class AcquisitionError(GCPError, ValueError):
+    """An acquisition request is invalid: unknown strategy, bad batch size or mismatched inputs."""
