@@ -88,11 +88,11 @@ def test_demo_loop_improves_and_repeats(demo_template, tmp_path):
     for copy in ("a", "b"):
         folder = copy_project(demo_template, tmp_path / copy)
         with Studio.open(folder) as studio:
-            summaries = studio.run(3, 50, "gcp", seed=0)
+            summaries = studio.run(3, 100, "gcp", seed=0)
         results.append([(s.labels, s.accuracy, s.teacher_agreement) for s in summaries])
     first, second = results
     assert len(first) == 4  # the seed round, then three rounds
-    assert [labels for labels, _, _ in first] == [50, 100, 150, 200]
+    assert [labels for labels, _, _ in first] == [100, 200, 300, 400]
     assert first[-1][1] > first[0][1]
     assert first == second
 
@@ -124,14 +124,18 @@ def test_killed_run_resumes_without_repeating_answers(demo_copy):
         kept = annotated_count(demo_copy)
         assert 10 <= kept < 40
         requests_before = server.count
+        answered_before = {r.first_user_message for r in server.requests if r.delivered}
 
         finished = subprocess.run(command, cwd=REPO, env=env, capture_output=True, timeout=300)
         assert finished.returncode == 0, finished.stderr.decode()
 
-        prompts = [r.first_user_message for r in server.requests]
+        resent = [r.first_user_message for r in server.requests[requests_before:]]
     assert annotated_count(demo_copy) == 40
-    assert len(prompts) == len(set(prompts)), "a text was sent to the teacher twice"
-    assert server.count - requests_before <= 40 - kept + 1
+    # A reply can be fully sent a moment before the kill and never committed: at most one
+    # text, the one in flight, may be paid again. Every other answer must come from the store.
+    assert len(answered_before & set(resent)) <= 1, "answers from before the kill were paid again"
+    assert len(resent) <= 40 - kept + 1
+    assert len(resent) == len(set(resent))
     with Studio.open(demo_copy) as studio:
         rounds = studio.project.rounds()
         frame = studio.project.annotations(current_only=False)
