@@ -1,0 +1,49 @@
+"""Every benchmark suite runs in quick mode and writes well-formed JSON (nothing about speed)."""
+
+import json
+import os
+
+import pytest
+
+from benchmarks import SUITES
+from benchmarks.__main__ import main
+
+EXPECTED_KEYS = {
+    "efficiency": {"budgets", "datasets"},
+    "retrain": {"summary", "raw"},
+    "speed": {"inference", "acquisition"},
+    "teacher": {"latency_s", "runs"},
+    "app": {"median_seconds", "first_visit_seconds"},
+    "cascade": {"price", "students", "teacher_accuracy"},
+}
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_benchmarks_suite_quick_writes_json(suite, tmp_path, capsys):
+    if suite == "app" and not os.path.exists("/usr/bin/chromium"):
+        pytest.skip("the app suite needs the system chromium")
+    assert main([suite, "--quick", "--out", str(tmp_path)]) == 0
+    path = tmp_path / f"{suite}.json"
+    assert capsys.readouterr().out.strip() == str(path)
+    payload = json.loads(path.read_text())
+    assert payload["suite"] == suite
+    assert payload["quick"] is True
+    assert len(payload["load_before"]) == 3
+    assert payload["machine"]["cores"] >= 1
+    assert EXPECTED_KEYS[suite] <= set(payload["results"])
+
+
+def test_benchmarks_efficiency_quick_curves_cover_budgets(tmp_path):
+    main(["efficiency", "--quick", "--out", str(tmp_path), "--datasets", "spam"])
+    results = json.loads((tmp_path / "efficiency-spam.json").read_text())["results"]
+    spam = results["datasets"]["spam"]
+    for name, rows in spam["summary"].items():
+        assert [r["labels"] for r in rows] == results["budgets"], name
+        assert all(0.0 <= r["accuracy"]["mean"] <= 1.0 for r in rows)
+    assert spam["ceiling"]["teacher"] == 1.0  # the rule teacher takes the output label from gold
+
+
+def test_benchmarks_unknown_suite_is_rejected(capsys):
+    with pytest.raises(SystemExit):
+        main(["nope"])
+    assert "invalid choice: 'nope'" in capsys.readouterr().err
