@@ -12,6 +12,7 @@ openai themselves.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import streamlit as st
 
@@ -19,7 +20,9 @@ from gcp.exceptions import GCPError
 from gcp.loop import Studio
 from pages.shared import common
 
-st.set_page_config(page_title="GCP Studio", page_icon=":material/account_tree:", layout="wide")
+# A local file: a Material or emoji page icon makes the browser fetch it from Google's CDN.
+ASSETS = Path(__file__).resolve().parent / "assets"
+st.set_page_config(page_title="GCP Studio", page_icon=str(ASSETS / "icon.png"), layout="wide")
 
 # basicConfig does nothing once the root logger has a handler, so reruns keep one handler.
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

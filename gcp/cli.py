@@ -269,8 +269,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         bar.close()
     frame.to_csv(args.output, index=False)
     counts = frame["answered_by"].value_counts().to_dict()
+    by = ", ".join(f"{n} by the {who}" for who, n in counts.items())
     _emit(args, {"output": str(args.output), "rows": len(frame), "answered_by": counts},
-          f"wrote {len(frame)} predictions to {args.output} ({counts})")
+          f"wrote {len(frame)} predictions to {args.output} ({by})")
     return 0
 
 

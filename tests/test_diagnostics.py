@@ -125,7 +125,7 @@ def test_error_attribution_lists_fixing_interventions(trained, data):
     assert list(result.per_node["share_fixed"]) == sorted(result.per_node["share_fixed"], reverse=True)
 
 
-def test_error_attribution_mean_delta_matches_impact(trained, data):
+def test_error_attribution_delta_matches_impact(trained, data):
     X, Y = data
     result = error_attribution(trained, X, Y)
     errors = np.asarray(result.per_text["id"], dtype=int)

@@ -54,7 +54,7 @@ def student(graph):
     return GCPStudent(graph, DIM, StudentConfig(hidden_dim=16, embedding_dim=4), seed=3).eval()
 
 
-def test_tiny_graph_order_differs_from_file_order(graph):
+def test_tiny_graph_order_differs(graph):
     assert graph.names == ["out", "d", "c", "a", "b"]
     assert graph.topological_order == ["a", "b", "c", "d", "out"]
 
@@ -74,7 +74,7 @@ def test_student_input_widths_follow_parents(student):
     assert student.module("d").transition[0].in_features == 2 * 4
 
 
-def test_student_without_skip_output_reads_parents_only(graph, X):
+def test_student_strict_output_reads_parents(graph, X):
     config = StudentConfig(hidden_dim=16, embedding_dim=4, output_skip=False, contextual_embeddings=False)
     strict = GCPStudent(graph, DIM, config).eval()
     assert strict.node_input_dim("out") == 2 * 4
@@ -149,14 +149,14 @@ def test_student_per_row_intervention_mixes_rows(student, X):
     np.testing.assert_allclose(mixed["out"][1::2], plain["out"][1::2], rtol=1e-6)
 
 
-def test_student_intervention_with_no_rows_equals_prediction(student, X):
+def test_student_empty_intervention_is_noop(student, X):
     untouched = student.intervene_proba(X, {"d": np.full(len(X), -1)})
     plain = student.predict_proba(X)
     for name in plain:
         np.testing.assert_allclose(untouched[name], plain[name], rtol=1e-6)
 
 
-def test_student_intervention_with_certain_node_changes_nothing(graph, X):
+def test_student_certain_node_intervention_is_noop(graph, X):
     student = GCPStudent(graph, DIM, StudentConfig(hidden_dim=16, embedding_dim=4), seed=3).eval()
     with torch.no_grad():
         student.module("c").head.bias.copy_(torch.tensor([-50.0, 50.0]))  # c predicts "yes" with p ~ 1

@@ -168,7 +168,7 @@ def test_fit_student_uses_given_validation(data):
     assert result.metrics == evaluate(student, X[200:], Y[200:])
 
 
-def test_fit_student_without_validation_runs_all_epochs(data):
+def test_fit_student_no_validation_runs_all(data):
     X, Y = data
     student = GCPStudent(tiny_graph(), DIM, SMALL, seed=0)
     result = fit_student(student, X[:20], Y[:20], config=FAST)
@@ -240,7 +240,7 @@ def test_counterfactual_impact_matches_manual_loss(trained, data):
     assert scores["c"] == pytest.approx(manual, rel=1e-3, abs=1e-5)
 
 
-def test_counterfactual_impact_is_zero_without_teacher_values(trained, data):
+def test_counterfactual_impact_zero_without_values(trained, data):
     X, Y = data
     Y = Y.copy()
     Y[:, 1] = -1  # no teacher value for d
@@ -256,20 +256,42 @@ def test_counterfactual_impact_rejects_label_only(data):
 # ---------------------------------------------------------------------- targeted retraining
 
 
+def damage(student, name):
+    """Add noise to one node's module, as if it had been trained badly."""
+    generator = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for p in student.node_parameters(name):
+            p.add_(torch.randn(p.shape, generator=generator))
+
+
 def test_targeted_retrain_freezes_other_modules(trained, data):
     X, Y = data
+    damage(trained, "c")
     before = parameters(trained)
     result = targeted_retrain(trained, X, Y, top_k=2, config=FAST)
     after = parameters(trained)
     chosen_prefixes = {f"nodes.{tiny_graph().names.index(n)}." for n in result.chosen}
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert len(result.chosen) == 2
+    assert result.best_epoch > 0
+    assert result.after["loss"] < result.before["loss"]
     assert changed
     assert all(any(k.startswith(p) for p in chosen_prefixes) for k in changed)
     for key in before:
         if not any(key.startswith(p) for p in chosen_prefixes):
             assert torch.equal(before[key], after[key]), key
     assert all(p.requires_grad for p in trained.parameters())
+
+
+def test_targeted_retrain_keeps_start_without_gain(trained, data):
+    X, Y = data
+    before = parameters(trained)
+    harmful = TrainConfig(epochs=2, batch_size=32, lr=5.0, patience=5)
+    result = targeted_retrain(trained, X[:200], Y[:200], top_k=2, X_val=X[200:], Y_val=Y[200:], config=harmful)
+    assert result.best_epoch == 0
+    assert result.after == result.before
+    after = parameters(trained)
+    assert all(torch.equal(before[k], after[k]) for k in before)
 
 
 def test_targeted_retrain_chooses_top_impact_nodes(trained, data):

@@ -143,13 +143,13 @@ class Project(
         folder = Path(folder)
         if not folder.is_dir():
             raise ProjectError(
-                f"project folder not found: {str(folder)!r}; create a project with "
-                "Project.create(folder, graph=...)"
+                f"project folder not found: {str(folder)!r}; create one with "
+                "`gcp init` or Project.create(folder, graph=...)"
             )
         if db_url is None and not (folder / DB_FILENAME).is_file():
             raise ProjectError(
-                f"{str(folder)!r} is not a project folder: {DB_FILENAME} not found; create a "
-                "project with Project.create(folder, graph=...)"
+                f"{str(folder)!r} is not a project folder: {DB_FILENAME} not found; create one "
+                "with `gcp init` or Project.create(folder, graph=...)"
             )
         engine = schema.make_engine(db_url or _sqlite_url(folder))
         if not migrations.has_schema(engine):
