@@ -173,7 +173,7 @@ class InsightMixin:
         return matrix.groupby("round").mean()
 
     def learning_curve(self) -> pd.DataFrame:
-        """One row per finished round: strategy, labels, cost, accuracy, teacher agreement."""
+        """Return one row per finished round: strategy, labels, cost, accuracy, teacher agreement."""
         rounds = self.project.rounds()
         columns = ["round", "strategy", "labels", "cost", "accuracy", "teacher_agreement"]
         if rounds.empty:
@@ -192,7 +192,7 @@ class InsightMixin:
 
     def node_predictions(self, text: str,
                          interventions: Mapping[str, str] | None = None) -> pd.DataFrame:
-        """Every node's predicted value for one text, under optional ``do()`` interventions.
+        """Predict every node's value for one text, under optional ``do()`` interventions.
 
         Returns a frame in topological order with ``node``, ``value`` (the most likely
         one), ``probability``, ``intervened`` and ``distribution`` (value -> probability).
@@ -217,7 +217,7 @@ class InsightMixin:
         return pd.DataFrame(rows)
 
     def plan_graph_edit(self, new_graph: ConceptGraph) -> dict[str, Any]:
-        """What saving `new_graph` would mean: the diff, re-annotations and retraining."""
+        """Plan what saving `new_graph` would mean: the diff, re-annotations and retraining."""
         change = diff(self.graph, new_graph)
         labelled = len(self.project.labelled_ids())
         return {
@@ -270,7 +270,7 @@ class InsightMixin:
         return wide.reset_index()
 
     def export_annotations(self, fmt: str) -> bytes:
-        """Every annotation (superseded ones included) as CSV, JSONL or Parquet bytes."""
+        """Serialize every annotation (superseded ones included) as CSV, JSONL or Parquet bytes."""
         if fmt not in EXPORT_FORMATS:
             raise GCPError(f"unknown export format {fmt!r}: use one of {list(EXPORT_FORMATS)}")
         frame = self.project.annotations(current_only=False)

@@ -121,7 +121,7 @@ class Studio(InsightMixin):
         Raises
         ------
         ProjectError
-            If the folder already holds a project.
+            If the folder already contains a project.
         DataImportError
             If the data is invalid; the project then exists without texts.
         """
@@ -228,7 +228,7 @@ class Studio(InsightMixin):
             return self._teacher
 
     def check_teacher(self) -> str:
-        """Return a short message if the teacher answers; raise TeacherError if not."""
+        """Return a short message if the teacher responds; raise TeacherError if not."""
         teacher = self.teacher
         check = getattr(teacher, "check_connection", None)
         if check is None:
@@ -615,7 +615,9 @@ class Studio(InsightMixin):
         planned = rounds + (1 if self.student is None and not summaries else 0)
         for step in range(planned):
             first = self.student is None
-            name = (strategy if strategy in seed_strategies else seed_strategy) if first else strategy
+            name = strategy
+            if first and strategy not in seed_strategies:
+                name = seed_strategy
             try:
                 number = self.propose_round(name, batch_size, seed=seed + len(self.project.rounds()))
             except BudgetExceededError as err:

@@ -1,7 +1,7 @@
 """Thin adapters from the pages to `gcp.loop.Studio` methods.
 
 Each function takes a `Studio` and calls one engine method, so the pages keep short
-names for what they do; none imports Streamlit, torch or openai.
+names for what they do. None of them imports Streamlit, torch or openai.
 """
 
 from __future__ import annotations
