@@ -487,7 +487,7 @@ def test_gcp_high_weight_node_wins():
     ],
 )
 def test_gcp_ablation_switches(switch, key, neutral, corpus, student):
-    on = run("gcp", corpus, student)
+    on = run("gcp", corpus, student, config=AcquisitionConfig(**{switch: True}))
     off = run("gcp", corpus, student, config=AcquisitionConfig(**{switch: False}))
     values_on = [c.breakdown[key] for c in on]
     values_off = [c.breakdown[key] for c in off]
@@ -506,8 +506,13 @@ def test_gcp_uniform_weights_ignore_node_weights(corpus, student):
     assert run("gcp", corpus, student, node_weights={"a": 1.0}) != plain
 
 
+def test_gcp_diversity_is_off_by_default(corpus, student):
+    assert run("gcp", corpus, student) == run("gcp", corpus, student, config=AcquisitionConfig(use_diversity=False))
+    assert all(c.breakdown["diversity_factor"] == 1.0 for c in run("gcp", corpus, student))
+
+
 def test_gcp_breakdown_sums_to_score(corpus, student):
-    for candidate in run("gcp", corpus, student):
+    for candidate in run("gcp", corpus, student, config=AcquisitionConfig(use_diversity=True)):
         parts = candidate.breakdown
         base = sum(parts["nodes"].values()) + sum(parts["disagreement"].values())
         base += parts["representativeness"]

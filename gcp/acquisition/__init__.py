@@ -27,10 +27,13 @@ For a pool text x and each node i the student predicts, with ``k_i`` values::
                   between x and a seeded sample of `density_sample_size` other pool texts, 0, 1)
     base(x) = sum_i w_i H_i(x) + alpha * sum_i w_i I_i(x) + beta * R(x)
 
-The batch is chosen greedily: step t picks the unpicked text maximising
-``base(x) * (1 - s_t(x))^gamma``, where ``s_t(x)`` is the largest cosine similarity of x
-to the labelled texts and the texts picked before step t, clipped to [0, 1]. Without
-diversity the batch is the top ``batch_size`` texts by ``base``.
+By default the batch is the top ``batch_size`` texts by ``base``. With
+``use_diversity=True`` it is chosen greedily instead: step t picks the unpicked text
+maximising ``base(x) * (1 - s_t(x))^gamma``, where ``s_t(x)`` is the largest cosine
+similarity of x to the labelled texts and the texts picked before step t, clipped to
+[0, 1]. The diversity factor is off by default because it lowered test accuracy on both
+tasks of the label-efficiency benchmark (docs/benchmarks.md). It favours texts far from
+the labelled set, as core-set does, and core-set was the weakest baseline there.
 
 Node weights ``w_i`` sum to 1. Before any training, or when every impact is 0, they are
 ``w_i ∝ 1 / (1 + d_i)``, where ``d_i`` is the length of the shortest directed path from
@@ -40,14 +43,14 @@ parents d = 1. After a training they come from the counterfactual impacts
 (`criticality_weights`). Those impacts leave out the output node, so it keeps its
 reach-based share and the concept nodes split the rest in proportion to their impacts.
 
-Defaults (`AcquisitionConfig`): alpha = 1.0, beta = 0.25, gamma = 1.0, mc_samples = 20,
+Defaults (`AcquisitionConfig`): alpha = 1.0, beta = 0.25, gamma = 1.0 (with diversity on), mc_samples = 20,
 density_neighbors = 10, density_sample_size = 2048. They are reasoned choices, not tuned.
 Both weighted sums lie in [0, 1], so beta = 0.25 keeps the density term at most a quarter
 of the largest possible uncertainty term.
 
 Ablations: ``use_node_weights=False`` sets ``w_i = 1/N``. ``use_disagreement=False`` and
 ``use_representativeness=False`` drop their terms, which the breakdown reports as 0.
-``use_diversity=False`` takes the top texts by ``base`` and reports a diversity factor of 1.
+Without diversity (the default) the breakdown reports a diversity factor of 1.
 
 Breakdown of each `Candidate`
 -----------------------------

@@ -30,7 +30,7 @@ class AcquisitionConfig:
     use_node_weights: bool = True  # False: every node weighs 1/N instead of its criticality
     use_disagreement: bool = True  # False: drop the MC-dropout mutual-information term
     use_representativeness: bool = True  # False: drop the density term
-    use_diversity: bool = True  # False: plain top-k instead of greedy diverse selection
+    use_diversity: bool = False  # True: greedy diverse selection instead of plain top-k (see gcp.acquisition)
     alpha: float = 1.0  # coefficient of the disagreement term
     beta: float = 0.25  # coefficient of the representativeness term
     gamma: float = 1.0  # exponent of the diversity factor (1 - max cosine)^gamma
