@@ -26,7 +26,7 @@ from gcp.encoder import TextEncoder
 from gcp.exceptions import EncoderError, StudentError
 from gcp.objective import check_labels, evaluate_tensors, joint_loss, non_output_nodes, random_interventions
 from gcp.student import GCPStudent, LabelOnlyStudent
-from gcp.training import TrainConfig, is_better, split_indices
+from gcp.training import TrainConfig, TrainResult, fit_student, is_better, split_indices
 
 __all__ = ["FinetuneResult", "encode_for_student", "encoder_for_student", "fit_student_finetune"]
 
@@ -47,6 +47,7 @@ class FinetuneResult:
     tuned_layers: list[int]  # indices of the fine-tuned transformer layers
     seconds: float  # wall time of the whole call
     encoder: TextEncoder  # encoder copy with the tuned layers, in eval mode, for new embeddings
+    warm_start: TrainResult | None = None  # the fit on frozen embeddings that came first, if any
 
 
 def _layers(encoder: TextEncoder) -> torch.nn.ModuleList:
@@ -112,7 +113,7 @@ def _embed(encoder: TextEncoder, texts: Sequence[str]) -> torch.Tensor:
 
 def fit_student_finetune(student: Student, encoder: TextEncoder, texts: Sequence[str], Y: Any, *,
                          layers: int = 2, encoder_lr: float = 2e-5, texts_val: Sequence[str] | None = None,
-                         Y_val: Any = None, config: TrainConfig | None = None,
+                         Y_val: Any = None, config: TrainConfig | None = None, warm_start: bool = True,
                          on_progress: ProgressCallback | None = None) -> FinetuneResult:
     """Train `student` and the top `layers` encoder layers together on raw texts.
 
@@ -135,6 +136,11 @@ def fit_student_finetune(student: Student, encoder: TextEncoder, texts: Sequence
         Defaults to 4 epochs, batch size 32, patience 2, since every epoch runs the encoder.
         ``config.num_threads`` and ``config.refine_output`` are ignored, because the encoder
         gains from every thread torch has and each extra stage would run the encoder again.
+    warm_start : bool, default=True
+        First fit the student alone on frozen embeddings of the same texts (`fit_student`
+        with its default settings and the same validation texts), then tune both. Without
+        it, a fresh student's heads get only the few epochs of the joint stage and can end
+        below a student trained on frozen embeddings.
     on_progress : callable, optional
         Called as ``on_progress(epoch, max_epochs, info)`` after each epoch.
 
@@ -171,6 +177,12 @@ def fit_student_finetune(student: Student, encoder: TextEncoder, texts: Sequence
         texts_val = None if val_rows is None else [texts[i] for i in val_rows]
         y_val = None if val_rows is None else y[torch.from_numpy(val_rows)]
 
+    warm = None
+    if warm_start:
+        warm = fit_student(student, _embed(tuned, texts_train).numpy(), y_train.numpy(),
+                           X_val=None if texts_val is None else _embed(tuned, texts_val).numpy(),
+                           Y_val=None if y_val is None else y_val.numpy(),
+                           config=TrainConfig(seed=config.seed, val_fraction=0.0))
     concepts = non_output_nodes(student)
     optimizer = torch.optim.AdamW([
         {"params": list(student.parameters()), "lr": config.lr},
@@ -229,4 +241,4 @@ def fit_student_finetune(student: Student, encoder: TextEncoder, texts: Sequence
     seconds = time.perf_counter() - started
     logger.info("fine-tuned encoder layers %s with the %s student in %.1f s", indices, student.kind, seconds)
     return FinetuneResult(history=history, best_epoch=best_epoch, metrics=metrics, tuned_layers=indices,
-                          seconds=seconds, encoder=tuned)
+                          seconds=seconds, encoder=tuned, warm_start=warm)

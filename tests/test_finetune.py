@@ -96,3 +96,22 @@ def test_finetune_rejects_too_many_layers(demo_graph, encoder, subset):
     texts, Y = subset
     with pytest.raises(StudentError, match=r"layers must be an integer in 1..6, got 7"):
         fit_student_finetune(GCPStudent(demo_graph, encoder.dim), encoder, texts, Y, layers=7)
+
+
+def test_finetune_warm_start_runs_frozen_fit(tuned):
+    _, result, _, _ = tuned
+    warm = result.warm_start
+    assert warm is not None
+    assert warm.n_train == 16
+    assert warm.n_val == 0
+    assert len(warm.history) > 1
+
+
+def test_finetune_cold_start_has_higher_loss(demo_graph, encoder, subset, tuned):
+    texts, Y = subset
+    student = GCPStudent(demo_graph, encoder.dim, StudentConfig(hidden_dim=16, embedding_dim=4), seed=0)
+    cold = fit_student_finetune(student, encoder, texts, Y, layers=1, encoder_lr=1e-3, config=ONE_EPOCH,
+                                warm_start=False)
+    assert cold.warm_start is None
+    # The warm-started heads already fit these texts, so their first joint epoch has a lower loss.
+    assert tuned[1].history[0]["train_loss"] < cold.history[0]["train_loss"]
