@@ -30,6 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--finetune", action="store_true", help="efficiency: also run encoder fine-tuning")
     parser.add_argument("--finetune-only", action="store_true",
                         help="efficiency: run only the encoder fine-tuning curve")
+    parser.add_argument("--budgets", help="efficiency: comma-separated label budgets (default 50,100,200,400,600)")
+    parser.add_argument("--finetune-layers", type=int, default=2, help="fine-tuning: top encoder layers to tune")
+    parser.add_argument("--encoder-lr", type=float, default=2e-5, help="fine-tuning: learning rate of those layers")
+    parser.add_argument("--finetune-epochs", type=int, default=4, help="fine-tuning: maximum epochs")
+    parser.add_argument("--finetune-batch-size", type=int, default=32, help="fine-tuning: texts per step")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -51,13 +56,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.suite == "efficiency" and args.datasets != "demo,spam":
         name = "efficiency-" + args.datasets.replace(",", "-")  # one file per task when split
     if args.suite == "efficiency" and args.finetune_only:
-        name = name.replace("efficiency", "finetune", 1)
+        name = name.replace("efficiency", "finetune", 1) + f"-top{args.finetune_layers}"
     partial = folder / f"{name}.partial.tmp"
     load = load_average()
     started = time.perf_counter()
     result = module.run(quick=args.quick, seeds=args.seeds, ablation_seeds=args.ablation_seeds,
                         datasets=tuple(args.datasets.split(",")), finetune=args.finetune,
                         finetune_only=args.finetune_only,
+                        budgets=[int(b) for b in args.budgets.split(",")] if args.budgets else None,
+                        finetune_options={"layers": args.finetune_layers, "encoder_lr": args.encoder_lr,
+                                          "epochs": args.finetune_epochs, "batch_size": args.finetune_batch_size},
                         on_progress=lambda info: print(info, file=sys.stderr, flush=True),
                         checkpoint=lambda res: partial.write_text(json.dumps(res, default=str)))
     path = write_result(name, result, folder=folder, quick=args.quick,

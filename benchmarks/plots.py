@@ -23,7 +23,8 @@ def _efficiency_tasks() -> dict[str, dict]:
     for path in sorted(RESULTS.glob("efficiency*.json")):
         payload = json.loads(path.read_text())
         for name, entry in payload["results"]["datasets"].items():
-            tasks[name] = {**entry, "load": payload["load_before"], "seeds": payload["results"]["seeds"]}
+            tasks[name] = {**entry, "load": payload["load_before"], "seeds": payload["results"]["seeds"],
+                           "ablation_seeds": payload["results"]["ablation_seeds"]}
     return tasks
 
 
@@ -71,11 +72,34 @@ def draw_all() -> list[Path]:
                 ax.axhline(ceiling["gcp"]["mean"], color="grey", lw=1, ls="-.", label="GCP, whole pool")
             ax.set_xlabel("teacher labels")
             ax.set_ylabel("test accuracy (gold)")
-            ax.set_ylim(0.4, 1.0)  # collapsed fits make some intervals reach far below
-            ax.set_title(f"{task}: {kind} (mean and 95 % interval, {entry['seeds']} seeds)")
+            # Collapsed fits make some intervals reach far below the means, so clip the axis.
+            lowest = min(r["accuracy"]["mean"] for n in names if n in summary for r in summary[n])
+            ax.set_ylim(max(0.4, lowest - 0.05), 1.0)
+            seeds = entry["seeds"] if kind == "curves" else f"{entry['ablation_seeds']}-{entry['seeds']}"
+            ax.set_title(f"{task}: {kind} (mean and 95 % interval, {seeds} seeds)")
             ax.legend(fontsize=7, ncol=2)
             ax.grid(alpha=0.3)
             save(fig, f"efficiency_{task}_{kind}.png")
+
+    for path in sorted(RESULTS.glob("finetune*.json")):
+        for task, entry in json.loads(path.read_text())["results"]["datasets"].items():
+            tuned = entry["finetune"]
+            fig, ax = plt.subplots(figsize=(6.5, 4.2))
+            for kind, rows in tuned["summary"].items():
+                x = [r["labels"] for r in rows]
+                for key, style in (("frozen_accuracy", "--"), ("accuracy", "-")):
+                    m = [r[key]["mean"] for r in rows]
+                    h = [r[key]["ci95"] for r in rows]
+                    label = f"{kind}, {'frozen' if key == 'frozen_accuracy' else 'fine-tuned'}"
+                    line, = ax.plot(x, m, style, marker="o", ms=3, label=label)
+                    ax.fill_between(x, [a - b for a, b in zip(m, h)], [a + b for a, b in zip(m, h)],
+                                    color=line.get_color(), alpha=0.12)
+            ax.set_xlabel("teacher labels (random)")
+            ax.set_ylabel("test accuracy (gold)")
+            ax.set_title(f"{task}: top {tuned['layers']} encoder layers fine-tuned ({tuned['seeds']} seeds)")
+            ax.legend(fontsize=7)
+            ax.grid(alpha=0.3)
+            save(fig, f"finetune_{task}.png")
 
     speed = _load("speed")
     if speed:

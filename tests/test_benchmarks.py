@@ -47,3 +47,17 @@ def test_benchmarks_unknown_suite_is_rejected(capsys):
     with pytest.raises(SystemExit):
         main(["nope"])
     assert "invalid choice: 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_benchmarks_finetune_quick_pairs_curves(tmp_path):
+    main(["efficiency", "--quick", "--finetune-only", "--out", str(tmp_path), "--datasets", "demo"])
+    results = json.loads((tmp_path / "finetune-demo-top2.json").read_text())["results"]
+    tuned = results["datasets"]["demo"]["finetune"]
+    assert set(tuned["summary"]) == {"gcp", "label_only"}
+    for rows in tuned["summary"].values():
+        assert [r["labels"] for r in rows] == results["budgets"]
+        for r in rows:
+            assert 0.0 <= r["frozen_accuracy"]["mean"] <= 1.0
+            assert 0.0 <= r["accuracy"]["mean"] <= 1.0
+            assert r["gain"]["mean"] == pytest.approx(r["accuracy"]["mean"] - r["frozen_accuracy"]["mean"])
