@@ -203,8 +203,8 @@ def run(*, quick: bool, seeds: int | None = None, ablation_seeds: int | None = N
 
 
 def finetune_curve(data: dict, *, budgets: list[int], seeds: int, quick: bool = False,
-                   on_progress: Callable[[str], None] | None = None, layers: int = 2, encoder_lr: float = 2e-5,
-                   epochs: int = 4, batch_size: int = 32) -> dict[str, Any]:
+                   on_progress: Callable[[str], None] | None = None, layers: int = 6, encoder_lr: float = 5e-5,
+                   epochs: int = 8, batch_size: int = 16) -> dict[str, Any]:
     """Measure students with the top `layers` encoder layers fine-tuned against the same students frozen.
 
     Labels are drawn at random (a seeded permutation of the pool, so each budget extends the

@@ -115,3 +115,11 @@ def test_finetune_cold_start_has_higher_loss(demo_graph, encoder, subset, tuned)
     assert cold.warm_start is None
     # The warm-started heads already fit these texts, so their first joint epoch has a lower loss.
     assert tuned[1].history[0]["train_loss"] < cold.history[0]["train_loss"]
+
+
+def test_finetune_tunes_every_layer_by_default(demo_graph, encoder, subset):
+    texts, Y = subset
+    student = GCPStudent(demo_graph, encoder.dim, StudentConfig(hidden_dim=16, embedding_dim=4), seed=0)
+    result = fit_student_finetune(student, encoder, texts, Y, config=ONE_EPOCH, warm_start=False)
+    assert result.tuned_layers == [0, 1, 2, 3, 4, 5]
+    assert student.encoder_info["layers"] == [0, 1, 2, 3, 4, 5]
