@@ -33,7 +33,7 @@ maximising ``base(x) * (1 - s_t(x))^gamma``, where ``s_t(x)`` is the largest cos
 similarity of x to the labelled texts and the texts picked before step t, clipped to
 [0, 1]. The diversity factor is off by default because it lowered test accuracy on both
 tasks of the label-efficiency benchmark (docs/benchmarks.md). It favours texts far from
-the labelled set, as core-set does, and core-set was the weakest baseline there.
+the labelled set, as core-set does, and core-set was among the weakest baselines there.
 
 Node weights ``w_i`` sum to 1. Before any training, or when every impact is 0, they are
 ``w_i ∝ 1 / (1 + d_i)``, where ``d_i`` is the length of the shortest directed path from
