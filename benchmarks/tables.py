@@ -89,11 +89,12 @@ def _paired_table(task: str, entry: dict, budgets: list[int]) -> list[str]:
     for name, reference in pairs:
         if name not in raw or reference not in raw:
             continue
-        runs = list(zip(raw[name], raw[reference]))  # zip stops at the shorter list of seeds
+        # Ablations ran fewer seeds, and zip stops at the shorter list, so only shared seeds pair up.
+        runs = list(zip(raw[name], raw[reference]))
         cells = []
         for i in range(len(budgets)):
             stat = mean_ci([a[i]["accuracy"] - b[i]["accuracy"] for a, b in runs])
-            cells.append(f"{100 * stat['mean']:+.1f} ± {100 * stat['ci95']:.1f}")
+            cells.append(_pct(stat, "+"))
         out.append(f"| {name} - {reference} | {len(runs)} | " + " | ".join(cells) + " |")
     return out
 

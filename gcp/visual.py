@@ -394,10 +394,15 @@ def node_contributions(breakdown: Mapping[str, object] | None, names: Sequence[s
 
 
 def breakdown_summary(breakdown: Mapping[str, object] | None) -> str:
-    """Phrase the scalar parts of a score breakdown, e.g. ``"entropy 0.69"``."""
+    """Phrase the scalar parts of a score breakdown, e.g. ``"entropy 0.69"``.
+
+    A diversity factor of 1 leaves the score unchanged, which is every candidate's value
+    when diversity is off (the default), so it is left out.
+    """
     parts = [
         f"{key.replace('_', ' ')} {float(value):.3g}"
         for key, value in (breakdown or {}).items()
         if isinstance(value, (int, float)) and not isinstance(value, bool)
+        and not (key == "diversity_factor" and value == 1.0)
     ]
     return ", ".join(parts)

@@ -7,6 +7,7 @@ import pytest
 
 from benchmarks import SUITES
 from benchmarks.__main__ import main
+from benchmarks.tables import _paired_table, _pct
 
 EXPECTED_KEYS = {
     "efficiency": {"budgets", "datasets"},
@@ -61,3 +62,24 @@ def test_benchmarks_finetune_quick_pairs_curves(tmp_path):
             assert 0.0 <= r["frozen_accuracy"]["mean"] <= 1.0
             assert 0.0 <= r["accuracy"]["mean"] <= 1.0
             assert r["gain"]["mean"] == pytest.approx(r["accuracy"]["mean"] - r["frozen_accuracy"]["mean"])
+
+
+def test_tables_percent_omits_interval_for_one_seed():
+    assert _pct({"mean": 0.5, "ci95": 0.0, "n": 1}) == "50.0"
+    assert _pct({"mean": 0.5, "ci95": 0.02, "n": 3}) == "50.0 ± 2.0"
+    assert _pct({"mean": 0.012, "ci95": 0.01, "n": 3}, "+") == "+1.2 ± 1.0"
+
+
+def test_tables_paired_differences_use_shared_seeds():
+    def run(*accuracies):
+        return [{"accuracy": a} for a in accuracies]
+
+    entry = {"raw": {
+        "gcp+random": [run(0.6, 0.7), run(0.6, 0.8)],
+        "label_only+random": [run(0.5, 0.7), run(0.5, 0.6)],
+        "gcp+gcp": [run(0.6, 0.75), run(0.6, 0.85)],
+        "gcp+gcp +diversity": [run(0.6, 0.65)],
+    }}
+    rows = _paired_table("demo", entry, [50, 100])
+    assert "| gcp+random - label_only+random | 2 | +10.0 ± 0.0 | +10.0 ± 127.1 |" in rows
+    assert "| gcp+gcp +diversity - gcp+gcp | 1 | +0.0 | -10.0 |" in rows

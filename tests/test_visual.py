@@ -164,3 +164,11 @@ def test_graph_html_labels_wrap_names(graph):
     nodes = {n["id"]: n for n in _dataset(visual.graph_html(graph), "nodes")}
     assert nodes["positive_evidence"]["label"] == "positive_\nevidence"
     assert nodes["tone"]["label"] == "tone"
+
+
+def test_breakdown_summary_skips_neutral_diversity():
+    neutral = {"nodes": {"tone": 0.4}, "representativeness": 0.117, "diversity_factor": 1.0}
+    assert visual.breakdown_summary(neutral) == "representativeness 0.117"
+    assert visual.breakdown_summary({**neutral, "diversity_factor": 0.5}) == (
+        "representativeness 0.117, diversity factor 0.5"
+    )
